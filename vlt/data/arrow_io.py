@@ -50,6 +50,12 @@ def open_arrow(data_dir: str | os.PathLike, name: str) -> pa.Table:
     return pa.ipc.open_file(source).read_all()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicArrowWriter:
     """Stream record batches into ``path`` and publish it only when complete.
 
@@ -95,6 +101,7 @@ class AtomicArrowWriter:
         self.flush()
         self._writer.close()
         self._sink.close()
+        os.chmod(self._tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; publish with the usual mode
         os.replace(self._tmp, self.path)
         return self.path
 
