@@ -1,0 +1,219 @@
+"""VLTModule: the one-tower backbone, its heads and objectives, metrics and optimiser hook."""
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from vlt.checkpoints import load_mae_pretrained
+from vlt.models import ITMHead, MAEDecoder, MLMHead, OneTowerBackbone
+from vlt.objectives import Passes, compute_itm, compute_mae, compute_mlm
+
+
+SUPPORTED_OBJECTIVES = ("mlm", "itm", "mae")  # evaluation order is fixed: it decides RNG consumption
+ACCURACY_CLASSES = {"itm": lambda config: 2, "mlm": lambda config: config["vocab_size"]}
+
+
+def plain(value):
+    """Sacred's read-only containers -> plain dict/list, so checkpoints load with ``weights_only=True``."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _seed(*parts: int) -> int:
+    """Mix integers into one 63-bit seed (distinct tuples give distinct streams in practice)."""
+    seed = 0
+    for part in parts:
+        seed = (seed * 1_000_003 + int(part)) % (2 ** 63)
+    return seed
+
+
+class VLTModule(pl.LightningModule):
+    """Backbone + task heads; ``loss_names`` weights pick the objectives (0 = off).
+
+    Checkpoint layout: ``backbone.*`` (OneTowerBackbone, timm names under
+    ``backbone.vit.``), ``mae_decoder.*`` (MAE names), ``heads.<objective>.*``;
+    ``hyper_parameters["config"]`` holds the run config.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        config = plain(config)
+        self.save_hyperparameters({"config": config})
+        self.config = config
+        self.loss_weights = {k: float(w) for k, w in config["loss_names"].items() if float(w) != 0}
+        unsupported = sorted(set(self.loss_weights) - set(SUPPORTED_OBJECTIVES))
+        if unsupported:
+            raise ValueError(f"objective(s) {unsupported} are not implemented by VLTModule "
+                             f"(supported: {list(SUPPORTED_OBJECTIVES)})")
+        if "mae" in self.loss_weights and not (config["use_mae"] and config["is_pretrain"]):
+            raise ValueError("loss_names['mae'] > 0 needs use_mae=True and is_pretrain=True "
+                             "(without them images are never masked)")
+        self.objectives = [name for name in SUPPORTED_OBJECTIVES if name in self.loss_weights]
+
+        self.backbone = OneTowerBackbone(config)
+        self.mae_decoder = None
+        if "mae" in self.loss_weights:
+            self.mae_decoder = MAEDecoder(config, self.backbone.hidden_size, self.backbone.num_patches,
+                                          self.backbone.patch_size)
+        self.heads = nn.ModuleDict()
+        if "mlm" in self.loss_weights:
+            word_embeddings = self.backbone.text_embeddings.word_embeddings.weight
+            self.heads["mlm"] = MLMHead(self.backbone.hidden_size, config["vocab_size"], tied_weight=word_embeddings)
+        if "itm" in self.loss_weights:
+            self.heads["itm"] = ITMHead(self.backbone.cls_dim)
+
+        # One metric set per stage; Lightning/torchmetrics handle DDP reduction of their states.
+        self.train_metrics = self._make_metrics()
+        self.val_metrics = self._make_metrics()
+        self.test_metrics = self._make_metrics()
+
+        if config["pretrain_path"]:
+            load_mae_pretrained(self.backbone, self.mae_decoder, config["pretrain_path"])
+
+    def _make_metrics(self) -> nn.ModuleDict:
+        metrics = nn.ModuleDict()
+        for name in self.objectives:
+            metrics[f"{name}_loss"] = MeanMetric()
+            if name in ACCURACY_CLASSES:
+                metrics[f"{name}_accuracy"] = MulticlassAccuracy(ACCURACY_CLASSES[name](self.config), average="micro")
+        return metrics
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, batch: dict) -> dict:
+        """Plain (unmasked) joint encoding of ``text_ids`` and ``image``."""
+        return self.backbone(batch["text_ids"], batch["text_masks"], batch["image"])
+
+    def compute_objectives(self, batch: dict) -> Dict[str, dict]:
+        """Run every enabled objective on the batch, sharing backbone passes between them."""
+        passes = Passes(self.backbone, batch, mlm_on="mlm" in self.loss_weights,
+                        mae_on="mae" in self.loss_weights, mask_ratio=self.config["mask_ratio"])
+        outputs = {}
+        for name in self.objectives:
+            if name == "mlm":
+                outputs[name] = compute_mlm(passes, self.heads["mlm"])
+            elif name == "itm":
+                outputs[name] = compute_itm(passes, self.heads["itm"])
+            elif name == "mae":
+                outputs[name] = compute_mae(passes, self.mae_decoder, self.backbone.patch_size,
+                                            self.config["norm_pix_loss"])
+        return outputs
+
+    def total_loss(self, outputs: Dict[str, dict]) -> torch.Tensor:
+        """sum_i w_i * loss_i, the MAE term additionally scaled by ``mae_weight`` (VLC)."""
+        total = 0.0
+        for name, out in outputs.items():
+            weight = self.loss_weights[name] * (self.config["mae_weight"] if name == "mae" else 1.0)
+            total = total + weight * out["loss"]
+        return total
+
+    # ------------------------------------------------------------------ metrics
+
+    def _update_metrics(self, metrics: nn.ModuleDict, outputs: Dict[str, dict]) -> None:
+        for name, out in outputs.items():
+            metrics[f"{name}_loss"].update(out["loss"].detach())
+            if f"{name}_accuracy" in metrics and out["labels"].numel():
+                metrics[f"{name}_accuracy"].update(out["logits"].detach().argmax(-1), out["labels"])
+
+    def _log_n_corrupt(self, stage: str, batch: dict, batch_size: int) -> None:
+        if "n_corrupt" in batch:
+            n = torch.as_tensor(batch["n_corrupt"], dtype=torch.float32, device=self.device)
+            self.log(f"{stage}/n_corrupt", n, on_step=False, on_epoch=True, reduce_fx="sum",
+                     sync_dist=True, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ reseeding
+
+    def _reseed(self, *parts: int) -> None:
+        torch.manual_seed(_seed(self.config["seed"], *parts))
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """Reseed the global torch RNG from (seed, optimizer step, micro-batch, rank).
+
+        Why: dropout, MAE masks and ITM swaps then depend only on where training is,
+        not on what drew random numbers before (validation, data-loader start-up,
+        logging). A run resumed from a checkpoint (Lightning does not store the RNG
+        state) therefore draws exactly what the uninterrupted run drew, and ranks /
+        accumulated micro-batches draw different masks.
+        """
+        accumulate = getattr(self._trainer, "accumulate_grad_batches", 1) if self._trainer else 1
+        self._reseed(1, self.global_step, batch_idx % max(int(accumulate), 1), self.global_rank)
+
+    def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Same batch, same masks/ITM swaps in every validation run, so val numbers are comparable."""
+        self._reseed(2, dataloader_idx, batch_idx, self.global_rank)
+
+    def on_test_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._reseed(3, dataloader_idx, batch_idx, self.global_rank)
+
+    # ------------------------------------------------------------------ steps
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        outputs = self.compute_objectives(batch)
+        loss = self.total_loss(outputs)
+        batch_size = batch["text_ids"].shape[0]
+        for name, out in outputs.items():
+            loss_metric = self.train_metrics[f"{name}_loss"]
+            loss_metric(out["loss"].detach())
+            self.log(f"train/{name}_loss", loss_metric, on_step=True, on_epoch=True, batch_size=batch_size)
+            acc_key = f"{name}_accuracy"
+            if acc_key in self.train_metrics and out["labels"].numel():
+                acc = self.train_metrics[acc_key]
+                acc(out["logits"].detach().argmax(-1), out["labels"])
+                self.log(f"train/{acc_key}", acc, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, sync_dist=True, batch_size=batch_size)
+        self._log_n_corrupt("train", batch, batch_size)
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict) -> torch.Tensor:
+        outputs = self.compute_objectives(batch)
+        self._update_metrics(getattr(self, f"{stage}_metrics"), outputs)
+        self._log_n_corrupt(stage, batch, batch["text_ids"].shape[0])
+        return self.total_loss(outputs)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._eval_step("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._eval_step("test", batch)
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the epoch values and ``<stage>/the_metric`` (ViLT's checkpoint selection score).
+
+        the_metric = sum of accuracies; with no accuracy objective (MAE only) it is -MAE loss.
+        """
+        metrics = getattr(self, f"{stage}_metrics")
+        values = {}
+        for key, metric in metrics.items():
+            if metric.update_called:
+                values[key] = metric.compute()
+                self.log(f"{stage}/{key}", values[key], sync_dist=False)
+            metric.reset()
+        accuracies = [v for k, v in values.items() if k.endswith("_accuracy")]
+        if accuracies:
+            the_metric = torch.stack(accuracies).sum()
+        elif "mae_loss" in values:
+            the_metric = -values["mae_loss"]
+        else:
+            the_metric = torch.zeros((), device=self.device)
+        self.log(f"{stage}/the_metric", the_metric, sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    # ------------------------------------------------------------------ optimiser
+
+    def configure_optimizers(self):
+        from vlt.optim import configure_optimizers
+
+        return configure_optimizers(self)
