@@ -65,6 +65,9 @@ def build_trainer(config: dict, logger: TensorBoardLogger | bool = True, callbac
     checkpoint = ModelCheckpoint(monitor="val/the_metric", mode="max", save_top_k=config["save_top_k"],
                                  save_last=True, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False)
     callbacks = [checkpoint, *callbacks]
+    if config["checkpoint_every_n_steps"] > 0:
+        callbacks.append(ModelCheckpoint(every_n_train_steps=config["checkpoint_every_n_steps"], save_top_k=-1,
+                                         filename="step{step}", auto_insert_metric_name=False))
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     return pl.Trainer(
@@ -81,8 +84,11 @@ def build_trainer(config: dict, logger: TensorBoardLogger | bool = True, callbac
     )
 
 
-def run(config: dict) -> dict:
-    """Train (or, with ``test_only``, evaluate) as the config says; returns paths and final metrics."""
+def run(config: dict, callbacks=()) -> dict:
+    """Train (or, with ``test_only``, evaluate) as the config says; returns paths and final metrics.
+
+    ``callbacks``: extra Lightning callbacks (tests use them to record losses).
+    """
     from vlt.data.datamodule import MultiDataModule
     from vlt.module import VLTModule
     from vlt.checkpoints import load_vlt_checkpoint
@@ -95,7 +101,7 @@ def run(config: dict) -> dict:
         load_vlt_checkpoint(module, config["load_path"])
 
     logger = TensorBoardLogger(save_dir=config["log_dir"], name=run_name(config))
-    trainer = build_trainer(config, logger=logger)
+    trainer = build_trainer(config, logger=logger, callbacks=callbacks)
     run_dir = Path(logger.log_dir)
     if trainer.is_global_zero:
         write_json_atomic(run_dir / "config.json", config)
