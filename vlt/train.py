@@ -60,11 +60,25 @@ def write_json_atomic(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+class RestoreLoaderPosition(pl.Callback):
+    """Hand the checkpointed data-loader position back to the loader on resume.
+
+    Lightning restores loader state only inside its first ``setup_data``; when
+    ``configure_optimizers`` asks for ``estimated_stepping_batches`` (ours does),
+    that call happens before the checkpoint is restored, the state is parked and
+    never applied, and a mid-epoch resume restarts the epoch. Applying it at
+    train start, before the epoch's iterator exists, fixes that.
+    """
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        trainer.fit_loop._load_combined_loader_states()
+
+
 def build_trainer(config: dict, logger: TensorBoardLogger | bool = True, callbacks=()) -> pl.Trainer:
     hw = devices_and_strategy(config)
     checkpoint = ModelCheckpoint(monitor="val/the_metric", mode="max", save_top_k=config["save_top_k"],
                                  save_last=True, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False)
-    callbacks = [checkpoint, *callbacks]
+    callbacks = [checkpoint, RestoreLoaderPosition(), *callbacks]
     if config["checkpoint_every_n_steps"] > 0:
         callbacks.append(ModelCheckpoint(every_n_train_steps=config["checkpoint_every_n_steps"], save_top_k=-1,
                                          filename="step{step}", auto_insert_metric_name=False))
@@ -84,6 +98,20 @@ def build_trainer(config: dict, logger: TensorBoardLogger | bool = True, callbac
     )
 
 
+def ensure_demo_data(config: dict) -> None:
+    """The embedded demo generates its data on first use, so `run.py with demo` needs nothing else."""
+    if "demo" not in config["datasets"]:
+        return
+    root = Path(config["data_root"] or "demo_data")
+    if not (root / "coco_caption_karpathy_train.arrow").is_file():
+        from vlt.data.demo import write_demo_arrows
+
+        log.warning("generating the demo dataset into %s", root)
+        print(f"generating the demo dataset into {root} ...", flush=True)
+        write_demo_arrows(root)
+    config["data_root"] = str(root)
+
+
 def run(config: dict, callbacks=()) -> dict:
     """Train (or, with ``test_only``, evaluate) as the config says; returns paths and final metrics.
 
@@ -94,6 +122,7 @@ def run(config: dict, callbacks=()) -> dict:
     from vlt.checkpoints import load_vlt_checkpoint
 
     config = dict(validate_config(dict(config)))
+    ensure_demo_data(config)
     pl.seed_everything(config["seed"], workers=True)
     datamodule = MultiDataModule(config)
     module = VLTModule(config)

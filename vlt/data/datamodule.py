@@ -238,7 +238,7 @@ class MultiDataModule(pl.LightningDataModule):
                             loader_class=ResumableDataLoader, batches_done=self._batches_done_this_epoch)
 
     def _batches_done_this_epoch(self) -> int:
-        trainer = self._trainer
+        trainer = self.trainer
         if trainer is None:
             return 0
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
