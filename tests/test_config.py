@@ -106,3 +106,11 @@ def test_run_py_print_config_and_typo():
     bad = _run_py("with", "learning_rat=1e-4")
     assert bad.returncode != 0
     assert "did you mean 'learning_rate'" in bad.stderr
+
+
+def test_yaml_configs_in_repo_compose():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        check_cli_updates(["with", str(path)], default_config(), named_config_names())
+    out = _run_py("print_config", "with", "demo", str(ROOT / "configs" / "demo_small.yaml"))
+    assert out.returncode == 0, out.stderr
+    assert "hidden_size = 64" in out.stdout and "exp_name = 'demo_small'" in out.stdout
