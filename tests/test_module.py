@@ -67,7 +67,7 @@ def test_mae_without_use_mae_is_rejected():
     with pytest.raises(ValueError, match="use_mae"):
         VLTModule(tiny_config(use_mae=False))
     with pytest.raises(ValueError, match="not implemented"):
-        VLTModule(tiny_config(loss_names=_loss_names({"vqa": 1})))
+        VLTModule(tiny_config(loss_names=_loss_names({"mpp": 1})))
 
 
 def test_reseeding_makes_a_step_independent_of_earlier_rng_use():

@@ -166,12 +166,17 @@ def load_vlt_checkpoint(module: nn.Module, path) -> Dict[str, List[str]]:
         "unexpected": sorted(result.unexpected_keys),
         "mismatched": mismatched,
         "adapted": adapted,
+        "initialised": [],
     }
     if not report["loaded"]:
         raise _nothing_matched(path, state.keys(), own.keys())
+    hook = getattr(module, "after_load_path", None)  # task-specific starts, e.g. the IRTR head from ITM
+    if callable(hook):
+        source_config = (ckpt.get("hyper_parameters") or {}).get("config")
+        report["initialised"] = list(hook(state, source_config))
     logger.info("%s: loaded %d tensors", path, len(report["loaded"]))
-    for name in ("adapted", "missing", "unexpected", "mismatched"):
+    for name in ("adapted", "initialised", "missing", "unexpected", "mismatched"):
         if report[name]:
-            level = logging.INFO if name == "adapted" else logging.WARNING
+            level = logging.INFO if name in ("adapted", "initialised") else logging.WARNING
             logger.log(level, "%s: %s keys: %s", path, name, _few(report[name], 20))
     return report

@@ -10,11 +10,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from vlt.checkpoints import load_mae_pretrained
-from vlt.models import ITMHead, MAEDecoder, MLMHead, OneTowerBackbone
+from vlt.models import ITMHead, MAEDecoder, MLMHead
+from vlt.models.build import build_backbone
 from vlt.objectives import Passes, compute_itm, compute_mae, compute_mlm
+from vlt import downstream
 
 
-SUPPORTED_OBJECTIVES = ("mlm", "itm", "mae")  # evaluation order is fixed: it decides RNG consumption
+# Evaluation order is fixed: it decides RNG consumption.
+SUPPORTED_OBJECTIVES = ("mlm", "itm", "mae", "vqa", "nlvr2", "irtr")
 ACCURACY_CLASSES = {"itm": lambda config: 2, "mlm": lambda config: config["vocab_size"]}
 
 
@@ -38,7 +41,7 @@ def _seed(*parts: int) -> int:
 class VLTModule(pl.LightningModule):
     """Backbone + task heads; ``loss_names`` weights pick the objectives (0 = off).
 
-    Checkpoint layout: ``backbone.*`` (OneTowerBackbone, timm names under
+    Checkpoint layout: ``backbone.*`` (see vlt.models.build; OneTowerBackbone keeps timm names under
     ``backbone.vit.``), ``mae_decoder.*`` (MAE names), ``heads.<objective>.*``;
     ``hyper_parameters["config"]`` holds the run config.
     """
@@ -58,29 +61,34 @@ class VLTModule(pl.LightningModule):
                              "(without them images are never masked)")
         self.objectives = [name for name in SUPPORTED_OBJECTIVES if name in self.loss_weights]
 
-        self.backbone = OneTowerBackbone(config)
+        self.backbone = build_backbone(config)  # one-tower (timm / HF encoder) or two-tower; applies freeze_*
         self.mae_decoder = None
         if "mae" in self.loss_weights:
             self.mae_decoder = MAEDecoder(config, self.backbone.hidden_size, self.backbone.num_patches,
                                           self.backbone.patch_size)
         self.heads = nn.ModuleDict()
         if "mlm" in self.loss_weights:
-            word_embeddings = self.backbone.text_embeddings.word_embeddings.weight
-            self.heads["mlm"] = MLMHead(self.backbone.hidden_size, config["vocab_size"], tied_weight=word_embeddings)
+            self.heads["mlm"] = MLMHead(self.backbone.hidden_size, config["vocab_size"],
+                                        tied_weight=self.backbone.word_embeddings)  # None: untied decoder
         if "itm" in self.loss_weights:
             self.heads["itm"] = ITMHead(self.backbone.cls_dim)
+        downstream.build_heads(config, self.backbone, self.heads, self.objectives)  # vqa / nlvr2 / irtr
 
         # One metric set per stage; Lightning/torchmetrics handle DDP reduction of their states.
-        self.train_metrics = self._make_metrics()
-        self.val_metrics = self._make_metrics()
-        self.test_metrics = self._make_metrics()
+        self.train_metrics = self._make_metrics("train")
+        self.val_metrics = self._make_metrics("val")
+        self.test_metrics = self._make_metrics("test")
+        self.vqa_submission = downstream.VQASubmission()  # test-split predictions -> submission JSON
 
         if config["pretrain_path"]:
             load_mae_pretrained(self.backbone, self.mae_decoder, config["pretrain_path"])
 
-    def _make_metrics(self) -> nn.ModuleDict:
+    def _make_metrics(self, stage: str) -> nn.ModuleDict:
         metrics = nn.ModuleDict()
         for name in self.objectives:
+            if name in downstream.DOWNSTREAM_OBJECTIVES:
+                metrics.update(downstream.make_metrics(name, stage, self.config))
+                continue
             metrics[f"{name}_loss"] = MeanMetric()
             if name in ACCURACY_CLASSES:
                 metrics[f"{name}_accuracy"] = MulticlassAccuracy(ACCURACY_CLASSES[name](self.config), average="micro")
@@ -105,6 +113,8 @@ class VLTModule(pl.LightningModule):
             elif name == "mae":
                 outputs[name] = compute_mae(passes, self.mae_decoder, self.backbone.patch_size,
                                             self.config["norm_pix_loss"])
+            else:
+                outputs[name] = downstream.compute(name, passes, self.heads, self.config)
         return outputs
 
     def total_loss(self, outputs: Dict[str, dict]) -> torch.Tensor:
@@ -119,6 +129,9 @@ class VLTModule(pl.LightningModule):
 
     def _update_metrics(self, metrics: nn.ModuleDict, outputs: Dict[str, dict]) -> None:
         for name, out in outputs.items():
+            if name in downstream.DOWNSTREAM_OBJECTIVES:
+                downstream.update_metrics(name, metrics, out)
+                continue
             metrics[f"{name}_loss"].update(out["loss"].detach())
             if f"{name}_accuracy" in metrics and out["labels"].numel():
                 metrics[f"{name}_accuracy"].update(out["logits"].detach().argmax(-1), out["labels"])
@@ -160,6 +173,11 @@ class VLTModule(pl.LightningModule):
         loss = self.total_loss(outputs)
         batch_size = batch["text_ids"].shape[0]
         for name, out in outputs.items():
+            if name in downstream.DOWNSTREAM_OBJECTIVES:
+                for key in downstream.update_metrics(name, self.train_metrics, out, forward=True):
+                    self.log(f"train/{key}", self.train_metrics[key], on_step=True, on_epoch=True,
+                             batch_size=batch_size)
+                continue
             loss_metric = self.train_metrics[f"{name}_loss"]
             loss_metric(out["loss"].detach())
             self.log(f"train/{name}_loss", loss_metric, on_step=True, on_epoch=True, batch_size=batch_size)
@@ -172,23 +190,31 @@ class VLTModule(pl.LightningModule):
         self._log_n_corrupt("train", batch, batch_size)
         return loss
 
-    def _eval_step(self, stage: str, batch: dict) -> torch.Tensor:
+    def _eval_step(self, stage: str, batch: dict, return_outputs: bool = False):
         outputs = self.compute_objectives(batch)
         self._update_metrics(getattr(self, f"{stage}_metrics"), outputs)
         self._log_n_corrupt(stage, batch, batch["text_ids"].shape[0])
-        return self.total_loss(outputs)
+        loss = self.total_loss(outputs)
+        return (loss, outputs) if return_outputs else loss
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self._eval_step("val", batch)
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        return self._eval_step("test", batch)
+        loss, outputs = self._eval_step("test", batch, return_outputs=True)
+        if "vqa" in outputs:
+            self.vqa_submission.update(batch["question_id"], outputs["vqa"]["logits"])
+        return loss
 
-    def _log_epoch(self, stage: str) -> None:
+    def _log_epoch(self, stage: str, recall=None) -> None:
         """Log the epoch values and ``<stage>/the_metric`` (ViLT's checkpoint selection score).
 
-        the_metric = sum of accuracies; with no accuracy objective (MAE only) it is -MAE loss.
+        the_metric = sum over objectives of their score: accuracy (mlm, itm), VQA score,
+        mean NLVR2 dev/test1 accuracy, IRTR recall sum (``recall``) or rank accuracy;
+        with no scored objective (MAE only) it is -MAE loss.
         """
+        for key, value in (recall or {}).items():
+            self.log(f"{stage}/{key}", float(value), sync_dist=False)
         metrics = getattr(self, f"{stage}_metrics")
         values = {}
         for key, metric in metrics.items():
@@ -196,7 +222,10 @@ class VLTModule(pl.LightningModule):
                 values[key] = metric.compute()
                 self.log(f"{stage}/{key}", values[key], sync_dist=False)
             metric.reset()
-        accuracies = [v for k, v in values.items() if k.endswith("_accuracy")]
+        accuracies = [v for k, v in values.items()
+                      if k.endswith("_accuracy") and k.split("_")[0] not in downstream.DOWNSTREAM_OBJECTIVES]
+        accuracies += [t.to(self.device) for name in self.objectives
+                       if (t := downstream.the_metric_term(name, values, recall)) is not None]
         if accuracies:
             the_metric = torch.stack(accuracies).sum()
         elif "mae_loss" in values:
@@ -206,10 +235,25 @@ class VLTModule(pl.LightningModule):
         self.log(f"{stage}/the_metric", the_metric, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
+        self._log_epoch("val", self._recall("val"))
+
+    def on_test_epoch_start(self) -> None:
+        self.vqa_submission.reset()
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
+        self._log_epoch("test", self._recall("test"))
+        if "vqa" in self.loss_weights:
+            downstream.write_vqa_submission(self)
+
+    def _recall(self, stage: str):
+        """Retrieval recall@k when ``get_recall_metric`` (not during the sanity check), else None."""
+        if not self.config["get_recall_metric"] or self.trainer.sanity_checking:
+            return None
+        return downstream.recall_evaluation(self, stage)
+
+    def after_load_path(self, state: dict, source_config) -> list:
+        """Called by ``load_vlt_checkpoint``: task-specific starts from a pretraining checkpoint."""
+        return downstream.init_from_pretrained(self, state, source_config)
 
     # ------------------------------------------------------------------ optimiser
 

@@ -74,11 +74,23 @@ class RestoreLoaderPosition(pl.Callback):
         trainer.fit_loop._load_combined_loader_states()
 
 
+class PrintValidationSummary(pl.Callback):
+    """One plain line of validation metrics per validation run, so logs show learning at a glance."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        values = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items()
+                  if k.startswith("val/") and _is_scalar(v)}
+        shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
+        print(f"[val] epoch {trainer.current_epoch} step {trainer.global_step}: {shown}", flush=True)
+
+
 def build_trainer(config: dict, logger: TensorBoardLogger | bool = True, callbacks=()) -> pl.Trainer:
     hw = devices_and_strategy(config)
     checkpoint = ModelCheckpoint(monitor="val/the_metric", mode="max", save_top_k=config["save_top_k"],
                                  save_last=True, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False)
-    callbacks = [checkpoint, RestoreLoaderPosition(), *callbacks]
+    callbacks = [checkpoint, RestoreLoaderPosition(), PrintValidationSummary(), *callbacks]
     if config["checkpoint_every_n_steps"] > 0:
         callbacks.append(ModelCheckpoint(every_n_train_steps=config["checkpoint_every_n_steps"], save_top_k=-1,
                                          filename="step{step}", auto_insert_metric_name=False))

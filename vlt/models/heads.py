@@ -1,6 +1,7 @@
 """Small task heads on top of the backbone features, BERT-style initialisation."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -76,3 +77,75 @@ class ITMHead(nn.Module):
 
     def forward(self, cls_feats: torch.Tensor) -> torch.Tensor:
         return self.fc(cls_feats)
+
+
+# ---------------------------------------------------------------- downstream heads
+
+
+class MLPClassifierHead(nn.Module):
+    """Linear(in, hidden) -> LayerNorm -> GELU -> Linear(hidden, out): ViLT's VQA/NLVR2 classifier shape."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.GELU(),
+                                 nn.Linear(hidden_dim, out_dim))
+        self.apply(init_bert_weights)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.mlp(feats)
+
+
+class VQAHead(MLPClassifierHead):
+    """Answer classifier over ``label_size`` answers on the pooled feature (logits, for BCE)."""
+
+    def __init__(self, cls_dim: int, label_size: int):
+        super().__init__(cls_dim, cls_dim * 2, label_size)
+
+
+class NLVR2Head(MLPClassifierHead):
+    """True/False classifier on the two pooled features of an image pair, concatenated (2 * cls_dim)."""
+
+    def __init__(self, cls_dim: int):
+        super().__init__(cls_dim * 2, cls_dim * 2, 2)
+
+
+class RankHead(nn.Module):
+    """One matching score per (image, text) pair for retrieval (ViLT's ``rank_output``)."""
+
+    def __init__(self, cls_dim: int):
+        super().__init__()
+        self.fc = nn.Linear(cls_dim, 1)
+        self.apply(init_bert_weights)
+
+    @torch.no_grad()
+    def init_from_itm(self, itm_weight: torch.Tensor, itm_bias: torch.Tensor) -> None:
+        """Start from the ITM classifier's "matched" row (index 1), as ViLT does."""
+        self.fc.weight.copy_(itm_weight[1:2])
+        self.fc.bias.copy_(itm_bias[1:2])
+
+    def forward(self, cls_feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(cls_feats).squeeze(-1)
+
+
+class ContrastiveHead(nn.Module):
+    """Projections of unimodal text / image features into a shared space, with a learned temperature.
+
+    Used for the cheap first retrieval stage (``k_test``); trained by IRTR's
+    in-batch contrastive term (``irtr_itc_weight``).
+    """
+
+    def __init__(self, hidden_size: int, embed_dim: int = 256, init_temperature: float = 0.07):
+        super().__init__()
+        self.text_proj = nn.Linear(hidden_size, embed_dim)
+        self.image_proj = nn.Linear(hidden_size, embed_dim)
+        self.apply(init_bert_weights)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+
+    def embed_text(self, feats: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.text_proj(feats), dim=-1)
+
+    def embed_image(self, feats: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.image_proj(feats), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(100.0)).exp()

@@ -89,6 +89,11 @@ class OneTowerBackbone(nn.Module):
     def cls_dim(self) -> int:
         return self.pooler.out_dim
 
+    @property
+    def word_embeddings(self) -> nn.Parameter:
+        """The word-embedding matrix the MLM decoder is tied to."""
+        return self.text_embeddings.word_embeddings.weight
+
     def embed_image(self, image: torch.Tensor, mask_ratio: Optional[float] = None):
         """Patch tokens + positions (optionally MAE-masked), then the cls token in front."""
         patches = self.vit.patch_embed(image) + self.vit.pos_embed[:, 1:]
