@@ -192,3 +192,16 @@ def test_default_decoder_is_mae_sized():
     decoder = MAEDecoder(cfg, encoder_dim=768, num_patches=196, patch_size=16)
     assert decoder.decoder_embed.out_features == 512 and len(decoder.decoder_blocks) == 8
     assert decoder.decoder_blocks[0].attn.num_heads == 16
+
+
+def test_from_scratch_vit_uses_mae_initialisation():
+    """Xavier-uniform linears and patch projection (MAE), not timm's N(0, 0.02): std sqrt(2 / (fan_in + fan_out))."""
+    torch.manual_seed(0)
+    vit = OneTowerBackbone(tiny_config(hidden_size=64, num_heads=2, num_layers=2, mlp_ratio=4)).vit
+    for weight in (vit.blocks[0].mlp.fc1.weight, vit.blocks[1].attn.qkv.weight):
+        expected = math.sqrt(2.0 / (weight.shape[0] + weight.shape[1]))
+        assert weight.std().item() == pytest.approx(expected, rel=0.05)
+        assert weight.abs().max().item() <= expected * math.sqrt(3) + 1e-6  # uniform bound
+    proj = vit.patch_embed.proj.weight.flatten(1)
+    assert proj.std().item() == pytest.approx(math.sqrt(2.0 / sum(proj.shape)), rel=0.05)
+    assert vit.blocks[0].attn.qkv.bias.abs().max() == 0

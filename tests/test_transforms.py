@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlt.data.transforms import TRANSFORMS, build_transform, seeded_global_rng, to_rgb
+from vlt.data.transforms import DETERMINISTIC_TRANSFORMS, TRANSFORMS, build_transform, seeded_global_rng, to_rgb
 
 SIZE = 32
 REAL_GREY_JPEG = Path(__file__).resolve().parents[1] / "../shared/data/coco/val2017/000000431848.jpg"
@@ -84,3 +84,19 @@ def test_real_greyscale_coco_image():
     assert image.mode == "L"
     for key in ("pixelbert", "mae", "imagenet"):
         assert build_transform(key, 224)(image).shape == (3, 224, 224)
+
+
+@pytest.mark.parametrize("key", sorted(TRANSFORMS))
+def test_draws_randomness_flag_is_truthful(key):
+    """Keys marked deterministic (datasets skip RNG seeding for them) give identical output under any RNG state."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    transform = build_transform(key, 32)
+    outputs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed), random.seed(seed), np.random.seed(seed)
+        outputs.append(transform(image))
+    assert transform.draws_randomness == (key not in DETERMINISTIC_TRANSFORMS)
+    if not transform.draws_randomness:
+        torch.testing.assert_close(outputs[0], outputs[1])
+    else:
+        assert not torch.equal(outputs[0], outputs[1])

@@ -282,6 +282,8 @@ class BaseArrowDataset(Dataset):
         except _DECODE_ERRORS as err:
             self._report_corrupt(column, row, err)
             return None
+        if not getattr(self.transform, "draws_randomness", True):
+            return self.transform(image)
         with seeded_global_rng(seed):
             return self.transform(image)
 

@@ -120,6 +120,11 @@ TRANSFORMS: dict[str, Callable[[int], Callable]] = {
 }
 
 
+# Keys whose pipeline draws no random numbers: per-sample RNG seeding (a third of the
+# demo's data-loading time) is skipped for them.
+DETERMINISTIC_TRANSFORMS = frozenset({"pixelbert", "mae_test", "imagenet_test"})
+
+
 def build_transform(key: str, image_size: int) -> Callable[[Image.Image], torch.Tensor]:
     """The transform named ``key`` producing (3, image_size, image_size) tensors."""
     if key not in TRANSFORMS:
@@ -128,7 +133,9 @@ def build_transform(key: str, image_size: int) -> Callable[[Image.Image], torch.
         raise ValueError(f"unknown transform key {key!r}.{hint} Valid keys: {sorted(TRANSFORMS)}")
     if int(image_size) <= 0:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    return TRANSFORMS[key](int(image_size))
+    transform = TRANSFORMS[key](int(image_size))
+    transform.draws_randomness = key not in DETERMINISTIC_TRANSFORMS  # datasets skip per-sample seeding if False
+    return transform
 
 
 @contextlib.contextmanager

@@ -56,6 +56,27 @@ def build_vit(config: dict) -> VisionTransformer:
     return vit
 
 
+def init_vit_like_mae(vit: VisionTransformer) -> None:
+    """MAE's initialisation of a from-scratch ViT: xavier-uniform linears and patch projection, cls ~ N(0, 0.02).
+
+    timm's default (N(0, 0.02) linears, PyTorch's default conv init) suits width 768; at the
+    small widths of tests and the demo it leaves attention nearly uniform for hundreds of steps
+    and the image content weak against the unit-amplitude sin-cos positions. MAE checkpoints
+    loaded through ``pretrain_path`` overwrite all of it.
+    """
+    for module in vit.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    proj = vit.patch_embed.proj.weight
+    nn.init.xavier_uniform_(proj.data.view(proj.shape[0], -1))
+    nn.init.normal_(vit.cls_token, std=0.02)
+
+
 class OneTowerBackbone(nn.Module):
     """Text tokens and image patches through one shared stack of timm ViT blocks (ViLT/VLC).
 
@@ -71,6 +92,7 @@ class OneTowerBackbone(nn.Module):
         self.patch_size = self.vit.patch_embed.patch_size[0]
         self.grid_size = tuple(self.vit.patch_embed.grid_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
+        init_vit_like_mae(self.vit)
         self.vit.pos_embed.data.copy_(sincos_2d(dim, self.grid_size, cls_token=True))
         self.vit.pos_embed.requires_grad_(False)
 
