@@ -205,3 +205,18 @@ def test_from_scratch_vit_uses_mae_initialisation():
     proj = vit.patch_embed.proj.weight.flatten(1)
     assert proj.std().item() == pytest.approx(math.sqrt(2.0 / sum(proj.shape)), rel=0.05)
     assert vit.blocks[0].attn.qkv.bias.abs().max() == 0
+
+
+def test_max_image_len_samples_patches_in_training_only():
+    backbone = OneTowerBackbone(tiny_config(max_image_len=3))  # 32 px / patch 8: 16 patches
+    batch = make_batch()
+    args = (batch["text_ids"], batch["text_masks"], batch["image"])
+    backbone.train()
+    assert backbone(*args)["image_feats"].shape[1] == 1 + 3
+    tokens = torch.arange(4.0).view(1, 4, 1).expand(2, 4, 5)
+    from vlt.models.one_tower import sample_patches
+    kept = sample_patches(tokens, 3)
+    assert kept.shape == (2, 3, 5) and all(len(set(row[:, 0].tolist())) == 3 for row in kept)  # distinct patches
+    backbone.eval()
+    assert backbone(*args)["image_feats"].shape[1] == 1 + 16
+    assert backbone(*args, mask_image=True, mask_ratio=0.5)["image_feats"].shape[1] == 1 + 8  # MAE masking wins

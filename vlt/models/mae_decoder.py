@@ -6,6 +6,7 @@ import torch.nn as nn
 from timm.layers import LayerNorm
 from timm.models.vision_transformer import Block
 
+from vlt.models.init import init_linears_and_norms_like_mae
 from vlt.models.pos_embed import sincos_2d
 
 
@@ -37,14 +38,7 @@ class MAEDecoder(nn.Module):
 
     def _init_weights(self) -> None:
         nn.init.normal_(self.mask_token, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linears_and_norms_like_mae(self)
 
     def forward(self, image_tokens: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         x = self.decoder_embed(image_tokens)

@@ -11,6 +11,7 @@ from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertEmbeddings
 
 from vlt.models.heads import Pooler, init_bert_weights
+from vlt.models.init import init_linears_and_norms_like_mae
 from vlt.models.pos_embed import sincos_2d
 
 TEXT_TYPE, IMAGE_TYPE, SECOND_IMAGE_TYPE = 0, 1, 2
@@ -33,6 +34,16 @@ def random_masking(tokens: torch.Tensor, mask_ratio: float) -> Tuple[torch.Tenso
     mask[:, :n_keep] = 0
     mask = mask.gather(1, ids_restore)
     return kept, mask, ids_restore
+
+
+def sample_patches(tokens: torch.Tensor, k: int) -> torch.Tensor:
+    """A uniformly random subset of ``k`` patch tokens per sample (ViLT's ``max_image_len``, training only).
+
+    Positions are added before sampling, so the kept tokens keep their places. ViLT prefers
+    unpadded patches; vlt batches are never padded, so a uniform draw is the same rule.
+    """
+    keep = torch.rand(tokens.shape[:2], device=tokens.device).argsort(dim=1)[:, :k]
+    return tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 def build_vit(config: dict) -> VisionTransformer:
@@ -64,14 +75,7 @@ def init_vit_like_mae(vit: VisionTransformer) -> None:
     and the image content weak against the unit-amplitude sin-cos positions. MAE checkpoints
     loaded through ``pretrain_path`` overwrite all of it.
     """
-    for module in vit.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+    init_linears_and_norms_like_mae(vit)
     proj = vit.patch_embed.proj.weight
     nn.init.xavier_uniform_(proj.data.view(proj.shape[0], -1))
     nn.init.normal_(vit.cls_token, std=0.02)
@@ -122,6 +126,8 @@ class OneTowerBackbone(nn.Module):
         mask = ids_restore = None
         if mask_ratio is not None:
             patches, mask, ids_restore = random_masking(patches, mask_ratio)
+        elif self.training and 0 < self.config.get("max_image_len", -1) < patches.shape[1]:
+            patches = sample_patches(patches, self.config["max_image_len"])
         cls = (self.vit.cls_token + self.vit.pos_embed[:, :1]).expand(patches.shape[0], -1, -1)
         return self.vit.pos_drop(torch.cat([cls, patches], dim=1)), mask, ids_restore
 
