@@ -20,7 +20,7 @@ recall: a contrastive head is fitted, on frozen unimodal features, to the
 exhaustive joint scores of this very set (``--fit_steps``; a construct for the
 benchmark, not a training recipe), and the k_test runs are repeated with it.
 
-    python bench/retrieval_eval.py [--k_test 5 10 20] [--train_steps 0] [--fit_steps 500] [--images 200]
+    python bench/retrieval_eval.py [--k_test 5 10 12 20] [--train_steps 0] [--fit_steps 3000] [--images 200]
 """
 from __future__ import annotations
 
@@ -116,11 +116,11 @@ def fit_first_stage(module: VLTModule, data, joint: torch.Tensor, steps: int, ba
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--k_test", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--k_test", type=int, nargs="+", default=[5, 10, 12, 20])
     parser.add_argument("--train_steps", type=int, default=0)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--train_images", type=int, default=2000)
-    parser.add_argument("--fit_steps", type=int, default=500, help="0: skip the fitted-first-stage rows")
+    parser.add_argument("--fit_steps", type=int, default=3000, help="0: skip the fitted-first-stage rows")
     parser.add_argument("--pair_batch_size", type=int, default=512)
     args = parser.parse_args(argv)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
