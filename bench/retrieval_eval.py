@@ -161,8 +161,8 @@ def main(argv=None) -> int:
                 rows.append((f"k_test={k}, fitted", info,
                              recall_at_k(tr_scores, data.text_to_image, scores_ir=ir_scores), held))
 
-    header = (f"| mode | joint pairs | first stage s | re-rank s | total s | speed-up | TR r1/r5/r10 | "
-              f"IR r1/r5/r10 | winners held TR/IR |")
+    header = ("| mode | joint pairs | first stage s | re-rank s | total s | speed-up | TR r1/r5/r10 | "
+              "IR r1/r5/r10 | winners held TR/IR |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name, info, rec, held in rows:

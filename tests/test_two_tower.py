@@ -119,6 +119,16 @@ def test_hf_one_tower_supports_mae_masking():
     assert module.heads["mlm"].decoder.weight is module.backbone.word_embeddings
 
 
+def test_hf_one_tower_samples_max_image_len_patches_in_training_only():
+    backbone = VLTModule(config_for("one-tower-bert", max_image_len=2)).backbone
+    batch = make_batch()
+    args = (batch["text_ids"], batch["text_masks"], batch["image"])
+    n_patches = backbone.image_embeddings.num_patches
+    assert n_patches > 2
+    assert backbone.train()(*args)["image_feats"].shape[1] == 1 + 2
+    assert backbone.eval()(*args)["image_feats"].shape[1] == 1 + n_patches
+
+
 @pytest.mark.parametrize("variant", ["two-tower-bert-timm-vit", "two-tower-minilm", "one-tower-bert", "one-tower-vit"])
 def test_padding_never_changes_the_features(variant):
     backbone = build_backbone(config_for(variant)).eval()

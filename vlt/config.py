@@ -51,7 +51,7 @@ def config():
     val_transform_keys = ["pixelbert"]
     image_size = 224
     patch_size = 16
-    max_image_len = -1  # -1: all patches; >0: train on this many random patches per image (ViLT; timm one-tower)
+    max_image_len = -1  # -1: all patches; >0: train on this many random patches per image (ViLT; one-tower)
     draw_false_image = 1
     image_only = False
     original_image_size = 224  # size the image encoder was pretrained at (position-embedding source)

@@ -3,8 +3,8 @@
 Everything task-specific the module needs lives here, so the module stays a thin
 dispatcher: heads (``heads.vqa``, ``heads.nlvr2``, ``heads.irtr`` and, with
 ``irtr_itc_weight > 0``, ``heads.irtr_itc``), the objective call, metrics and
-their updates, the task's term of ``the_metric``, initialisation from a
-pretraining checkpoint, the recall evaluation and the VQA submission file.
+initialisation from a pretraining checkpoint, the recall evaluation and the VQA
+submission file. Metrics of every objective are in vlt.objectives.metrics.
 """
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
-from torchmetrics import MeanMetric, Metric
-from torchmetrics.classification import MulticlassAccuracy
 
-from vlt.evaluation.vqa import VQAScore, VQASubmission, load_answer_labels
+from vlt.evaluation.vqa import VQASubmission, load_answer_labels
 from vlt.models.heads import ContrastiveHead, NLVR2Head, RankHead, VQAHead
 from vlt.objectives.irtr import compute_irtr
 from vlt.objectives.nlvr2 import compute_nlvr2
@@ -26,8 +24,6 @@ from vlt.objectives.vqa import compute_vqa
 
 logger = logging.getLogger("vlt")
 
-DOWNSTREAM_OBJECTIVES = ("vqa", "nlvr2", "irtr")
-NLVR2_TABLES = ("dev", "test1")  # nlvr2_dev / nlvr2_test1 arrow files, reported separately
 ITC_EMBED_DIM = 256
 
 
@@ -57,74 +53,6 @@ def compute(name: str, passes, heads: nn.ModuleDict, config: dict) -> dict:
         return compute_irtr(passes, heads["irtr"], itc, config["irtr_itc_weight"],
                             config["irtr_in_batch_negatives"])
     raise KeyError(name)
-
-
-# ---------------------------------------------------------------- metrics
-
-
-def make_metrics(name: str, stage: str, config: dict) -> Dict[str, Metric]:
-    """Metric objects of one objective for ``stage`` (train | val | test), keyed as they are logged."""
-    metrics: Dict[str, Metric] = {f"{name}_loss": MeanMetric()}
-    if name == "vqa":
-        metrics["vqa_score"] = VQAScore()
-    elif name == "nlvr2":
-        metrics["nlvr2_accuracy"] = MulticlassAccuracy(2, average="micro")
-        if stage != "train":
-            for table in NLVR2_TABLES:
-                metrics[f"nlvr2_{table}_accuracy"] = MulticlassAccuracy(2, average="micro")
-    elif name == "irtr":
-        metrics["irtr_accuracy"] = MeanMetric()  # true caption ranked first among its candidates
-        if config["irtr_itc_weight"] > 0:
-            metrics["irtr_itc_loss"] = MeanMetric()  # the unimodal contrastive term (unweighted)
-    return metrics
-
-
-def update_metrics(name: str, metrics: nn.ModuleDict, out: dict, forward: bool = False) -> List[str]:
-    """Feed one step's output to the objective's metrics; return the keys updated.
-
-    ``forward=True`` calls the metrics (batch value kept for on-step logging), else ``update``.
-    """
-    def feed(key: str, *args) -> None:
-        (metrics[key] if forward else metrics[key].update)(*args)
-        updated.append(key)
-
-    updated: List[str] = []
-    feed(f"{name}_loss", out["loss"].detach())
-    if name == "vqa":
-        if forward or bool(out["targets"].any()):  # test questions have no answers: no score
-            feed("vqa_score", out["logits"].detach(), out["targets"])
-    elif name == "nlvr2":
-        preds = out["logits"].detach().argmax(-1)
-        feed("nlvr2_accuracy", preds, out["labels"])
-        tables = out.get("table_names")
-        if tables is not None and not forward:
-            for table in NLVR2_TABLES:
-                rows = [i for i, t in enumerate(tables) if str(t).removeprefix("nlvr2_") == table]
-                key = f"nlvr2_{table}_accuracy"
-                if rows and key in metrics:
-                    rows = torch.tensor(rows, device=preds.device)
-                    feed(key, preds[rows], out["labels"][rows])
-    elif name == "irtr":
-        feed("irtr_accuracy", (out["logits"].detach().argmax(-1) == 0).float())
-        if "itc_loss" in out and "irtr_itc_loss" in metrics:
-            feed("irtr_itc_loss", out["itc_loss"])
-    return updated
-
-
-def the_metric_term(name: str, values: Dict[str, torch.Tensor],
-                    recall: Optional[Dict[str, float]] = None) -> Optional[torch.Tensor]:
-    """The objective's share of ``the_metric``: VQA score; mean NLVR2 dev/test1 accuracy;
-    IRTR recall sum (``irtr_rsum``) when recall was computed, else the rank accuracy."""
-    if name == "vqa":
-        return values.get("vqa_score")
-    if name == "nlvr2":
-        tables = [values[f"nlvr2_{t}_accuracy"] for t in NLVR2_TABLES if f"nlvr2_{t}_accuracy" in values]
-        return torch.stack(tables).mean() if tables else values.get("nlvr2_accuracy")
-    if name == "irtr":
-        if recall and "irtr_rsum" in recall:
-            return torch.tensor(recall["irtr_rsum"])
-        return values.get("irtr_accuracy")
-    return None
 
 
 # ---------------------------------------------------------------- loading a pretraining checkpoint

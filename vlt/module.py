@@ -6,19 +6,17 @@ from typing import Dict, Mapping
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from vlt.checkpoints import load_mae_pretrained
 from vlt.models import ITMHead, MAEDecoder, MLMHead
 from vlt.models.build import build_backbone
 from vlt.objectives import Passes, compute_itm, compute_mae, compute_mlm
+from vlt.objectives.metrics import make_metrics, the_metric_term, update_metrics
 from vlt import downstream
 
 
 # Evaluation order is fixed: it decides RNG consumption.
 SUPPORTED_OBJECTIVES = ("mlm", "itm", "mae", "vqa", "nlvr2", "irtr")
-ACCURACY_CLASSES = {"itm": lambda config: 2, "mlm": lambda config: config["vocab_size"]}
 
 
 def plain(value):
@@ -86,12 +84,7 @@ class VLTModule(pl.LightningModule):
     def _make_metrics(self, stage: str) -> nn.ModuleDict:
         metrics = nn.ModuleDict()
         for name in self.objectives:
-            if name in downstream.DOWNSTREAM_OBJECTIVES:
-                metrics.update(downstream.make_metrics(name, stage, self.config))
-                continue
-            metrics[f"{name}_loss"] = MeanMetric()
-            if name in ACCURACY_CLASSES:
-                metrics[f"{name}_accuracy"] = MulticlassAccuracy(ACCURACY_CLASSES[name](self.config), average="micro")
+            metrics.update(make_metrics(name, stage, self.config))
         return metrics
 
     # ------------------------------------------------------------------ forward
@@ -129,12 +122,7 @@ class VLTModule(pl.LightningModule):
 
     def _update_metrics(self, metrics: nn.ModuleDict, outputs: Dict[str, dict]) -> None:
         for name, out in outputs.items():
-            if name in downstream.DOWNSTREAM_OBJECTIVES:
-                downstream.update_metrics(name, metrics, out)
-                continue
-            metrics[f"{name}_loss"].update(out["loss"].detach())
-            if f"{name}_accuracy" in metrics and out["labels"].numel():
-                metrics[f"{name}_accuracy"].update(out["logits"].detach().argmax(-1), out["labels"])
+            update_metrics(name, metrics, out)
 
     def _log_n_corrupt(self, stage: str, batch: dict, batch_size: int) -> None:
         if "n_corrupt" in batch:
@@ -173,19 +161,8 @@ class VLTModule(pl.LightningModule):
         loss = self.total_loss(outputs)
         batch_size = batch["text_ids"].shape[0]
         for name, out in outputs.items():
-            if name in downstream.DOWNSTREAM_OBJECTIVES:
-                for key in downstream.update_metrics(name, self.train_metrics, out, forward=True):
-                    self.log(f"train/{key}", self.train_metrics[key], on_step=True, on_epoch=True,
-                             batch_size=batch_size)
-                continue
-            loss_metric = self.train_metrics[f"{name}_loss"]
-            loss_metric(out["loss"].detach())
-            self.log(f"train/{name}_loss", loss_metric, on_step=True, on_epoch=True, batch_size=batch_size)
-            acc_key = f"{name}_accuracy"
-            if acc_key in self.train_metrics and out["labels"].numel():
-                acc = self.train_metrics[acc_key]
-                acc(out["logits"].detach().argmax(-1), out["labels"])
-                self.log(f"train/{acc_key}", acc, on_step=True, on_epoch=True, batch_size=batch_size)
+            for key in update_metrics(name, self.train_metrics, out, forward=True):
+                self.log(f"train/{key}", self.train_metrics[key], on_step=True, on_epoch=True, batch_size=batch_size)
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, sync_dist=True, batch_size=batch_size)
         self._log_n_corrupt("train", batch, batch_size)
         return loss
@@ -222,12 +199,10 @@ class VLTModule(pl.LightningModule):
                 values[key] = metric.compute()
                 self.log(f"{stage}/{key}", values[key], sync_dist=False)
             metric.reset()
-        accuracies = [v for k, v in values.items()
-                      if k.endswith("_accuracy") and k.split("_")[0] not in downstream.DOWNSTREAM_OBJECTIVES]
-        accuracies += [t.to(self.device) for name in self.objectives
-                       if (t := downstream.the_metric_term(name, values, recall)) is not None]
-        if accuracies:
-            the_metric = torch.stack(accuracies).sum()
+        terms = [t.to(self.device) for name in self.objectives
+                 if (t := the_metric_term(name, values, recall)) is not None]
+        if terms:
+            the_metric = torch.stack(terms).sum()
         elif "mae_loss" in values:
             the_metric = -values["mae_loss"]
         else:

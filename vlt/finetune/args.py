@@ -29,7 +29,6 @@ def _json_dict(text: str) -> dict:
 def get_args_parser() -> argparse.ArgumentParser:
     """The parser for ``main_finetune.py`` (flag names and defaults of MAE's main_finetune)."""
     p = argparse.ArgumentParser(description="vlt image-classification finetuning / linear probing (MAE recipe)")
-    a = p.add_argument
 
     g = p.add_argument_group("schedule")
     g.add_argument("--batch_size", type=int, default=64, help="per-process batch size (effective = batch_size x accum_iter x world_size)")

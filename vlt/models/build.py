@@ -43,9 +43,9 @@ def _check(config: dict) -> None:
     if kind == "two-tower" and config["layer_decay"] < 1.0:
         logger.warning("layer_decay with a two-tower model: block indices of the text and image encoders are "
                        "counted together, so depth-wise decay is only approximate")
-    if not timm_one_tower and config.get("max_image_len", -1) > 0:
-        logger.warning("max_image_len=%s applies to the timm one-tower backbone only; this backbone sees "
-                       "every patch", config["max_image_len"])
+    if kind == "two-tower" and config.get("max_image_len", -1) > 0:
+        logger.warning("max_image_len=%s applies to one-tower backbones only; the two-tower image encoder "
+                       "sees every patch", config["max_image_len"])
     frozen = [key for key in FREEZE_KEYS if config[key]]
     if kind == "one-tower" and frozen:
         raise ValueError(f"{frozen} apply to two-tower models (model_type='two-tower')")

@@ -26,7 +26,7 @@ except ImportError:  # older transformers: HFOneTowerBackbone refuses to build (
 
 from vlt.models.encoders import encoder_request, load_hf_config, load_hf_model, modality_of
 from vlt.models.heads import Pooler, init_bert_weights
-from vlt.models.one_tower import IMAGE_TYPE, TEXT_TYPE, random_masking
+from vlt.models.one_tower import IMAGE_TYPE, TEXT_TYPE, image_tokens
 from vlt.models.pos_embed import interpolate_pos_embed
 
 logger = logging.getLogger("vlt")
@@ -60,13 +60,10 @@ class PatchEmbedding(nn.Module):
     def num_patches(self) -> int:
         return self.grid ** 2
 
-    def forward(self, image: torch.Tensor, mask_ratio: Optional[float] = None):
-        patches = self.proj(image).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
-        mask = ids_restore = None
-        if mask_ratio is not None:
-            patches, mask, ids_restore = random_masking(patches, mask_ratio)
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(patches.shape[0], -1, -1)
-        return self.dropout(torch.cat([cls, patches], dim=1)), mask, ids_restore
+    def forward(self, image: torch.Tensor, mask_ratio: Optional[float] = None, max_patches: int = -1):
+        patches = self.proj(image).flatten(2).transpose(1, 2)
+        tokens, mask, ids_restore = image_tokens(patches, self.cls_token, self.pos_embed, mask_ratio, max_patches)
+        return self.dropout(tokens), mask, ids_restore
 
 
 class HFOneTowerBackbone(nn.Module):
@@ -194,7 +191,8 @@ class HFOneTowerBackbone(nn.Module):
         if mask_image and mask_ratio is None:
             mask_ratio = self.config["mask_ratio"]
         text = self.embed_text(text_ids)
-        img, mae_mask, ids_restore = self.image_embeddings(image, mask_ratio if mask_image else None)
+        budget = self.config.get("max_image_len", -1) if self.training else -1
+        img, mae_mask, ids_restore = self.image_embeddings(image, mask_ratio if mask_image else None, budget)
         img = img + self.token_type_embeddings.weight[image_token_type_idx]
         keys = torch.cat([text_masks, text_masks.new_ones(img.shape[:2])], dim=1)
         x = self.encode(torch.cat([text, img], dim=1), keys)

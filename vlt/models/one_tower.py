@@ -46,6 +46,24 @@ def sample_patches(tokens: torch.Tensor, k: int) -> torch.Tensor:
     return tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
+def image_tokens(patches: torch.Tensor, cls_token: torch.Tensor, pos_embed: torch.Tensor,
+                 mask_ratio: Optional[float] = None, max_patches: int = -1):
+    """``[cls ; patches]`` with positions added, the patches MAE-masked (``mask_ratio``) or else
+    subsampled to ``max_patches`` (ViLT's ``max_image_len``; <= 0 keeps all).
+
+    ``patches`` (B, N, D) without positions; ``pos_embed`` (1, 1 + N, D) with the cls row first.
+    Returns (tokens, mask, ids_restore); the last two are None unless masked.
+    """
+    patches = patches + pos_embed[:, 1:]
+    mask = ids_restore = None
+    if mask_ratio is not None:
+        patches, mask, ids_restore = random_masking(patches, mask_ratio)
+    elif 0 < max_patches < patches.shape[1]:
+        patches = sample_patches(patches, max_patches)
+    cls = (cls_token + pos_embed[:, :1]).expand(patches.shape[0], -1, -1)
+    return torch.cat([cls, patches], dim=1), mask, ids_restore
+
+
 def build_vit(config: dict) -> VisionTransformer:
     """A randomly initialised timm ViT without classifier; dropout placed as in ViLT."""
     drop = dict(
@@ -121,15 +139,11 @@ class OneTowerBackbone(nn.Module):
         return self.text_embeddings.word_embeddings.weight
 
     def embed_image(self, image: torch.Tensor, mask_ratio: Optional[float] = None):
-        """Patch tokens + positions (optionally MAE-masked), then the cls token in front."""
-        patches = self.vit.patch_embed(image) + self.vit.pos_embed[:, 1:]
-        mask = ids_restore = None
-        if mask_ratio is not None:
-            patches, mask, ids_restore = random_masking(patches, mask_ratio)
-        elif self.training and 0 < self.config.get("max_image_len", -1) < patches.shape[1]:
-            patches = sample_patches(patches, self.config["max_image_len"])
-        cls = (self.vit.cls_token + self.vit.pos_embed[:, :1]).expand(patches.shape[0], -1, -1)
-        return self.vit.pos_drop(torch.cat([cls, patches], dim=1)), mask, ids_restore
+        """Patch tokens + positions (MAE-masked, or subsampled to ``max_image_len`` in training), cls in front."""
+        budget = self.config.get("max_image_len", -1) if self.training else -1
+        tokens, mask, ids_restore = image_tokens(self.vit.patch_embed(image), self.vit.cls_token,
+                                                 self.vit.pos_embed, mask_ratio, budget)
+        return self.vit.pos_drop(tokens), mask, ids_restore
 
     def forward(self, text_ids: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
                 image_token_type_idx: int = IMAGE_TYPE, mask_image: bool = False,
