@@ -201,3 +201,14 @@ def test_eval_sampler_ignores_epochs():
     sampler.set_epoch(9)
     assert keys(sampler) == [(0, 1), (0, 3), (0, 5)]
     assert np.array_equal(sampler.indices(), [1, 3, 5])
+
+
+def test_empty_eval_split_is_reported_not_silent(tmp_path, caplog):
+    write(tmp_path, "f30k_caption_karpathy_train", 3)
+    write(tmp_path, "f30k_caption_karpathy_val", 0)
+    dm = MultiDataModule(make_config(tmp_path, datasets=["f30k"]))
+    with caplog.at_level("WARNING", logger="vlt"):
+        assert dm.val_dataloader() == []
+    text = caplog.text
+    assert "f30k_caption_karpathy_val.arrow" in text and "has no samples" in text
+    assert "validation is skipped" in text

@@ -10,6 +10,7 @@ Trainer must run with ``use_distributed_sampler=False``.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Iterator, Mapping
 
@@ -22,6 +23,8 @@ from torch.utils.data import DataLoader, Sampler
 from vlt.data.collate import Collator
 from vlt.data.datasets import ConcatArrowDataset, build_dataset, lookup_dataset
 from vlt.data.tokenizer import load_tokenizer
+
+logger = logging.getLogger("vlt")
 
 
 class EpochShuffleSampler(Sampler):
@@ -203,9 +206,17 @@ class MultiDataModule(pl.LightningDataModule):
     def dataset(self, split: str) -> ConcatArrowDataset | None:
         """Concatenation of the configured datasets' ``split`` (built once; None if none has it)."""
         if split not in self._split_datasets:
-            parts = [build_dataset(name, split, self.config) for name in self.dataset_names]
-            parts = [p for p in parts if p is not None and len(p) > 0]
+            built = {name: build_dataset(name, split, self.config) for name in self.dataset_names}
+            for name, part in built.items():
+                if part is not None and len(part) == 0:
+                    logger.warning("%s %s split (%s) has no samples: it is left out", name, split,
+                                   ", ".join(f"{n}.arrow" for n in part.names))
+            parts = [p for p in built.values() if p is not None and len(p) > 0]
             self._split_datasets[split] = ConcatArrowDataset(parts) if parts else None
+            if not parts and split != "train":
+                logger.warning("no %s samples in datasets %s under data_root=%r: %s is skipped", split,
+                               self.dataset_names, self.config.get("data_root"),
+                               "validation" if split == "val" else "testing")
         return self._split_datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
